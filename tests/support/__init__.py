@@ -1,0 +1,1 @@
+"""Test support helpers (process launching, ROS graph helpers)."""
