@@ -1,0 +1,1 @@
+"""Sensor sources (no rclpy): cameras for camera_node."""

@@ -1,0 +1,1 @@
+"""Teleoperation core (no rclpy): SpaceMouse and ALOHA leader-follower mappings, Joy buttons."""

@@ -1,0 +1,1 @@
+"""Test doubles for hardware nobody has here (the Interbotix arms)."""
