@@ -1,0 +1,1 @@
+"""diffog_ros.bringup"""

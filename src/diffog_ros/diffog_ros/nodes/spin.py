@@ -1,0 +1,118 @@
+"""The one ``main()`` body every node shares: init, build, spin, clean shutdown."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import rclpy
+from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's Python stack to stderr (diagnosing a hang)."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def spin_node(
+    make_node: Callable[[], Node],
+    make_executor: Callable[[], Executor],
+    name: str,
+    args: list[str] | None = None,
+    startup_errors: tuple[type[BaseException], ...] = (ValueError,),
+) -> int:
+    """Run one node until Ctrl-C / SIGTERM / external shutdown; 0, or 1 on a start-up error.
+
+    ``startup_errors`` raised while building the node (invalid parameters, missing devices) are
+    logged as fatal with the reason. The node's ``close()`` (if any) runs before it is destroyed.
+
+    The executor spins in a :class:`BackgroundSpinner`; the main thread only waits for SIGINT /
+    SIGTERM, whose handler sets a flag (a second one exits at once). Raising in the executor's code
+    instead can leave one of its thread pool's locks held (a signal between a ``with`` block's lock
+    acquisition and its ``try``), and the interpreter then hangs at exit joining the workers.
+    """
+    dump_stacks_on_sigusr1()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame) -> None:
+        if stop.is_set():  # the second request: do not wait for a clean shutdown
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    node = None
+    code = 0
+    spinner = None
+    try:
+        node = make_node()
+        executor = make_executor()
+        executor.add_node(node)
+        spinner = BackgroundSpinner(executor)
+        while not stop.wait(0.2):
+            if not spinner.is_alive() or not executor.context.ok():
+                code = 0 if not executor.context.ok() else 1  # else: the spin thread died
+                break
+    except startup_errors as exc:
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
+        code = 1
+    finally:
+        if spinner is not None:
+            spinner.stop()
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+class BackgroundSpinner:
+    """Spin ``executor`` in a joinable thread; :meth:`stop` returns only when it has left rclpy.
+
+    A daemon thread still blocked in the rcl wait set when the interpreter exits aborts the process
+    ("terminate called without an active exception", ros2/rclpy#1484), so the thread spins until
+    a future that :meth:`stop` completes, and is always joined before the node is destroyed.
+    """
+
+    def __init__(self, executor: Executor, name: str = "executor") -> None:
+        self.executor = executor
+        self._done = Future()  # completing it wakes the executor and ends the spin
+        self._thread = threading.Thread(target=self._run, name=name, daemon=False)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:  # no timeout: a timed wait builds an rcl timer on every wake-up
+            self.executor.spin_until_future_complete(self._done)
+        except (ExternalShutdownException, KeyboardInterrupt):
+            return
+        except Exception:  # noqa: BLE001 - context gone / executor shut down: stop spinning
+            if self._done.done() or not self.executor.context.ok():
+                return
+            raise
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop spinning, wait for the callbacks in flight, shut the executor down; True if clean."""
+        if not self._done.done():
+            self._done.set_result(True)
+        self._thread.join(timeout)
+        joined = not self._thread.is_alive()
+        pool = getattr(self.executor, "_executor", None)  # MultiThreadedExecutor's worker pool
+        if isinstance(pool, ThreadPoolExecutor):
+            pool.shutdown(wait=True)
+        self.executor.shutdown(timeout_sec=timeout)
+        return joined

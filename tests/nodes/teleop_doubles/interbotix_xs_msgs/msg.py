@@ -1,0 +1,1 @@
+"""Test double of interbotix_xs_msgs.msg (only imported by the reader)."""
