@@ -140,15 +140,6 @@ class Client:
         self.node.destroy_node()
 
 
-@pytest.fixture
-def ros():
-    rclpy.init()
-    try:
-        yield
-    finally:
-        rclpy.try_shutdown()
-
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

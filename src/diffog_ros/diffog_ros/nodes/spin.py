@@ -78,6 +78,34 @@ def spin_node(
     return code
 
 
+class _StopSignal(Future):
+    """The future :class:`BackgroundSpinner` spins until; it keeps one done-callback only.
+
+    rclpy's ``spin_until_future_complete`` registers a fresh "wake the executor" callback on
+    *every* ``spin_once`` (ros2/rclpy, Humble to Jazzy), so a plain future spun for hours would
+    accumulate one callback per handled message. They are all the same wake-up: keep the newest.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake_lock = threading.Lock()
+        self._wake: Callable[[Future], None] | None = None
+
+    def add_done_callback(self, callback: Callable[[Future], None]) -> None:
+        with self._wake_lock:
+            self._wake = callback
+        if self.done():
+            callback(self)
+
+    def stop(self) -> None:
+        if not self.done():
+            self.set_result(True)
+        with self._wake_lock:
+            wake = self._wake
+        if wake is not None:
+            wake(self)
+
+
 class BackgroundSpinner:
     """Spin ``executor`` in a joinable thread; :meth:`stop` returns only when it has left rclpy.
 
@@ -88,7 +116,7 @@ class BackgroundSpinner:
 
     def __init__(self, executor: Executor, name: str = "executor") -> None:
         self.executor = executor
-        self._done = Future()  # completing it wakes the executor and ends the spin
+        self._done = _StopSignal()  # completing it wakes the executor and ends the spin
         self._thread = threading.Thread(target=self._run, name=name, daemon=False)
         self._thread.start()
 
@@ -107,8 +135,7 @@ class BackgroundSpinner:
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop spinning, wait for the callbacks in flight, shut the executor down; True if clean."""
-        if not self._done.done():
-            self._done.set_result(True)
+        self._done.stop()
         self._thread.join(timeout)
         joined = not self._thread.is_alive()
         pool = getattr(self.executor, "_executor", None)  # MultiThreadedExecutor's worker pool
