@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -133,8 +134,8 @@ def test_periodic_sampler_calls_and_stops():
     calls = []
     done = threading.Event()
 
-    def fn():
-        calls.append(1)
+    def fn(lag):
+        calls.append(lag)
         if len(calls) >= 5:
             done.set()
 
@@ -144,6 +145,72 @@ def test_periodic_sampler_calls_and_stops():
     sampler.stop()
     n = len(calls)
     assert sampler.ticks >= 5 and sampler.error is None
+    assert all(lag >= 0 for lag in calls)
     assert len(calls) == n  # no call after stop() returned
     with pytest.raises(ValueError):
         PeriodicSampler(0.0, fn)
+    with pytest.raises(ValueError):
+        PeriodicSampler(50.0, fn, max_catchup=-1.0)
+
+
+def test_periodic_sampler_makes_up_ticks_it_woke_late_for():
+    """A callback that blocks for 5 periods: the ticks it delayed are made up with their lags
+    (the ideal timeline is kept); a block longer than max_catchup skips and counts ticks."""
+    period = 0.02
+    lags = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def fn(lag):
+        lags.append(lag)
+        if len(lags) == 1:
+            first.set()
+            release.wait(5.0)  # the sampling thread is held: ticks 2.. fall due meanwhile
+
+    sampler = PeriodicSampler(1 / period, fn, max_catchup=1.0)
+    sampler.start()
+    assert first.wait(5.0)
+    time.sleep(5 * period)
+    release.set()
+    deadline = time.monotonic() + 5.0
+    while len(lags) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sampler.stop()
+    assert sampler.overruns == 0 and sampler.late >= 3
+    # Ticks k due k periods after the first: made up ones carry lag ~ (release - due time).
+    assert lags[1] > 3 * period and lags[1] > lags[2] > lags[3]
+    assert min(lags[8:12]) < period  # caught up
+
+    lags.clear()
+    held = threading.Event()
+
+    def slow(lag):
+        lags.append(lag)
+        if len(lags) == 1:
+            held.wait(10 * period)
+
+    skipper = PeriodicSampler(1 / period, slow, max_catchup=2 * period)
+    skipper.start()
+    deadline = time.monotonic() + 5.0
+    while len(lags) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    skipper.stop()
+    assert skipper.overruns >= 6  # ~10 periods held, at most 2 made up
+    assert max(lags[1:]) <= 3 * period + 0.05
+
+
+def test_latest_samples_answer_what_had_been_received_by_a_time():
+    samples = LatestSamples(keep_s=0.09)
+    for k in range(10):
+        samples.put("qpos", np.full(2, float(k)), stamp=1.0 + 0.02 * k, received=1.005 + 0.02 * k)
+    newest = samples.get("qpos")
+    assert newest is not None and newest.value[0] == 9.0
+    at = samples.get("qpos", at=1.15)  # received 1.145 (k=7) is the newest by then
+    assert at is not None and at.value[0] == 7.0
+    assert samples.get("qpos", at=1.0) is None  # nothing had arrived (and history is pruned)
+    # Kept: what arrived in the last keep_s (after 1.095) and the newest before that (1.085).
+    assert samples.get("qpos", at=1.09).value[0] == 4.0
+    assert samples.get("qpos", at=1.08) is None
+    assert samples.get("other") is None
+    with pytest.raises(ValueError):
+        LatestSamples(keep_s=float("nan"))

@@ -1,10 +1,12 @@
 """Recorder core (no rclpy): message checks, sample alignment and the episode session.
 
-The node converts ROS messages to plain arrays with the helpers here, keeps the newest sample of
+The node converts ROS messages to plain arrays with the helpers here, keeps a short history of
 every stream in a :class:`LatestSamples`, and calls :meth:`RecorderSession.tick` at
-``record_rate_hz``. A tick builds one row: for every stream of the episode the newest sample whose
-capture stamp is within ``max_age`` of the tick time, otherwise "missing" (NaN / zeros with
-``valid`` False). Chunk streams (``action_raw``, ``action_optimized``) contribute the action the
+``record_rate_hz``. A tick builds the row of time t: for every stream of the episode the newest
+sample *received by t* whose capture stamp is within ``max_age`` of t, otherwise "missing" (NaN /
+zeros with ``valid`` False). Because the row is defined by t and not by when the sampling thread
+happened to run, a thread woken late (a busy machine, the GIL) still writes the rows it owes on the
+ideal timeline (:class:`PeriodicSampler` catch-up). Chunk streams (``action_raw``, ``action_optimized``) contribute the action the
 newest chunk schedules for the tick time: point k with stamp + time_from_start[k] nearest to the
 tick, within half a chunk step.
 """
@@ -15,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,24 +163,45 @@ class StreamSample:
 
 
 class LatestSamples:
-    """Thread-safe newest sample per stream, plus when each topic was last heard."""
+    """Thread-safe recent samples per stream, plus when each topic was last heard.
 
-    def __init__(self) -> None:
+    Every stream keeps the samples received within the last ``keep_s`` seconds (and the newest one
+    before that), so :meth:`get` can answer "what had been received by time t" for a tick the
+    sampling thread runs late.
+    """
+
+    def __init__(self, keep_s: float = 1.0) -> None:
+        if not math.isfinite(keep_s) or keep_s < 0:
+            raise ValueError(f"keep_s must be >= 0, got {keep_s!r}")
+        self.keep_s = float(keep_s)
         self._lock = threading.Lock()
-        self._samples: dict[str, StreamSample] = {}
+        self._samples: dict[str, deque[StreamSample]] = {}
         self._heard: dict[str, float] = {}
 
     def put(self, stream: str, value: Any, stamp: float, received: float) -> None:
         with self._lock:
-            self._samples[stream] = StreamSample(value, stamp, received)
+            history = self._samples.setdefault(stream, deque())
+            history.append(StreamSample(value, stamp, received))
+            cutoff = received - self.keep_s
+            while len(history) > 1 and history[1].received <= cutoff:
+                history.popleft()
 
     def heard(self, topic: str, when: float) -> None:
         with self._lock:
             self._heard[topic] = when
 
-    def get(self, stream: str) -> StreamSample | None:
+    def get(self, stream: str, at: float | None = None) -> StreamSample | None:
+        """The newest sample of ``stream`` (received at or before ``at`` when given), or None."""
         with self._lock:
-            return self._samples.get(stream)
+            history = self._samples.get(stream)
+            if not history:
+                return None
+            if at is None:
+                return history[-1]
+            for s in reversed(history):
+                if s.received <= at:
+                    return s
+            return None
 
     def last_heard(self, topic: str) -> float | None:
         with self._lock:
@@ -330,13 +353,14 @@ class RecorderSession:
             return self.writer
 
     def tick(self, now: float, samples: LatestSamples) -> bool:
-        """Append the row for time ``now``; False when not recording (or the writer failed)."""
+        """Append the row for time ``now`` from the samples received by then; False when not
+        recording (or the writer failed)."""
         writer, config = self.writer, self.config
         if writer is None or config is None or writer.failed:
             return False
         values: dict[str, Any] = {}
         for stream in self.streams:
-            s = samples.get(stream)
+            s = samples.get(stream, at=now)
             value = None
             if s is not None:
                 if stream in CHUNK_STREAMS:
@@ -399,22 +423,35 @@ class RecorderSession:
 
 
 class PeriodicSampler:
-    """Calls ``fn()`` at ``rate_hz`` from its own thread, on an absolute schedule.
+    """Calls ``fn(lag)`` once per tick of a ``rate_hz`` timeline, from its own thread.
 
     Sampling is kept off the ROS executor on purpose: executor latency (other callbacks, disk
-    writes, a busy machine) delays a callback, and a delayed timer skips its missed periods. Here a
-    late tick runs at once and the schedule continues from the ideal timeline; only when more than
-    one whole period is lost are the missed ticks skipped (counted in ``overruns``).
+    writes, a busy machine) delays a callback, and a delayed timer skips its missed periods. Here the
+    ticks follow an absolute schedule; when the thread wakes late it makes up every tick it owes,
+    oldest first, passing ``lag`` = how long ago (s) that tick was due, so the owner builds the row
+    of that past instant (see :meth:`LatestSamples.get`). Ticks more than ``max_catchup`` seconds
+    overdue are skipped and counted in ``overruns``; ``late`` counts ticks made up more than one
+    period after they were due.
     """
 
-    def __init__(self, rate_hz: float, fn: Callable[[], None], name: str = "sampler") -> None:
+    def __init__(
+        self,
+        rate_hz: float,
+        fn: Callable[[float], None],
+        name: str = "sampler",
+        max_catchup: float = 0.5,
+    ) -> None:
         if not math.isfinite(rate_hz) or rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+        if not math.isfinite(max_catchup) or max_catchup < 0:
+            raise ValueError(f"max_catchup must be >= 0, got {max_catchup!r}")
         self.period = 1.0 / float(rate_hz)
+        self.max_catchup = float(max_catchup)
         self._fn = fn
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.ticks = 0
+        self.late = 0
         self.overruns = 0
         self.error: BaseException | None = None
 
@@ -429,17 +466,21 @@ class PeriodicSampler:
     def _run(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
-            try:
-                self._fn()
-            except BaseException as exc:  # reported by the owner; sampling stops
-                self.error = exc
-                log.exception("sampler callback failed")
-                return
-            self.ticks += 1
-            next_t += self.period
             now = time.monotonic()
-            if now - next_t > self.period:
-                missed = int((now - next_t) / self.period)
+            overdue = now - next_t - self.max_catchup
+            if overdue > 0:  # beyond what may be made up: skip, and say so
+                missed = int(overdue / self.period) + 1
                 self.overruns += missed
                 next_t += missed * self.period
-            self._stop.wait(max(0.0, next_t - now))
+            while next_t <= now and not self._stop.is_set():
+                lag = time.monotonic() - next_t
+                try:
+                    self._fn(lag)
+                except BaseException as exc:  # reported by the owner; sampling stops
+                    self.error = exc
+                    log.exception("sampler callback failed")
+                    return
+                self.ticks += 1
+                self.late += lag > self.period
+                next_t += self.period
+            self._stop.wait(max(0.0, next_t - time.monotonic()))

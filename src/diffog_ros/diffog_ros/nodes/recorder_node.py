@@ -21,7 +21,9 @@ Threads: a MultiThreadedExecutor; subscriptions in a reentrant group, the flush 
 timers and the services + joy each in their own mutually exclusive group. Rows are sampled by a
 dedicated thread on an absolute schedule (:class:`~diffog_ros.data.recorder.PeriodicSampler`),
 not by an executor timer: a busy executor would make a timer skip periods and lower the rate.
-Writing to disk therefore never delays sampling.
+Writing to disk therefore never delays sampling, and a sampling thread woken late (busy machine,
+GIL) makes up the rows it owes, each from what had been received by its due time (up to
+``max_catchup`` seconds back; older ticks are skipped and counted).
 """
 
 from __future__ import annotations
@@ -175,6 +177,15 @@ PARAMS = (
         (0.001, 10.0),
     ),
     ParamDecl(
+        "max_catchup",
+        _T.DOUBLE,
+        "a sampling thread woken late writes the rows it owes up to this far back; older ticks "
+        "are skipped and counted as sampler_overruns [s]",
+        0.5,
+        (0.0, 5.0),
+        read_only=True,
+    ),
+    ParamDecl(
         "flush_period", _T.DOUBLE, "write buffered rows to disk this often [s]", 0.5, (0.02, 1.0)
     ),
     ParamDecl(
@@ -298,7 +309,8 @@ class RecorderNode(Node):
         self._params = ValidatedParameters(self, PARAMS, build=RecorderParams.build)
         p = self._params.current
         self._joints = p.joint_names  # read-only: fixed for the node's lifetime
-        self._samples = LatestSamples()
+        # History covers the sampler's catch-up window (plus a margin for the thread's wake-up).
+        self._samples = LatestSamples(keep_s=float(p.values["max_catchup"]) + 0.1)
         self._session = RecorderSession()
         self._rejects: Counter = Counter()
         self._throttle = LogThrottle()
@@ -571,7 +583,12 @@ class RecorderNode(Node):
                 self.get_logger().error(msg)
                 self._publish_status("idle", error=msg)
                 return False, msg
-            self._sampler = PeriodicSampler(p.record_rate_hz, self._on_tick, "recorder-sampler")
+            self._sampler = PeriodicSampler(
+                p.record_rate_hz,
+                self._on_tick,
+                "recorder-sampler",
+                max_catchup=float(p.values["max_catchup"]),
+            )
             self._sampler.start()
             if p.values["mcap_log"]:
                 self._open_mcap(writer.tmp_path, live)
@@ -682,9 +699,10 @@ class RecorderNode(Node):
             return True, msg
 
     # ------------------------------------------------------------------ timers
-    def _on_tick(self) -> None:
+    def _on_tick(self, lag: float) -> None:
+        """The row of the tick due ``lag`` seconds ago (what had been received by then)."""
         if self._session.recording:
-            self._session.tick(self._now(), self._samples)
+            self._session.tick(self._now() - lag, self._samples)
 
     def _stop_sampler(self) -> dict[str, Any]:
         sampler, self._sampler = self._sampler, None
@@ -693,9 +711,15 @@ class RecorderNode(Node):
         sampler.stop()
         if sampler.overruns:
             self.get_logger().warning(
-                f"sampler skipped {sampler.overruns} tick(s) (machine too busy)"
+                f"sampler skipped {sampler.overruns} tick(s) more than max_catchup late "
+                "(machine too busy)"
             )
-        return {"sampler_overruns": sampler.overruns}
+        if sampler.late:
+            self.get_logger().info(
+                f"sampler made up {sampler.late} of {sampler.ticks} tick(s) late, from the "
+                "samples received by their due time"
+            )
+        return {"sampler_overruns": sampler.overruns, "sampler_late_ticks": sampler.late}
 
     def _on_flush(self) -> None:
         if not self._session.recording:
