@@ -139,9 +139,10 @@ def test_existing_dataset_is_continued_not_overwritten(tmp_path):
     assert run(*common, "--episodes", "1", "--keep-failures") == 0
     first = (out / "episode_0.hdf5").read_bytes()
     assert run(*common, "--episodes", "2", "--keep-failures", "--seed", "10") == 0
-    assert [p.name for p in list_episodes(out)] == [f"episode_{i}.hdf5" for i in range(3)]
+    assert run(*common, "--episodes", "1", "--keep-failures") == 0  # resumes after seed 11
+    assert [p.name for p in list_episodes(out)] == [f"episode_{i}.hdf5" for i in range(4)]
     assert (out / "episode_0.hdf5").read_bytes() == first
-    assert [episode_attrs(p)["seed"] for p in list_episodes(out)] == [0, 10, 11]
+    assert [episode_attrs(p)["seed"] for p in list_episodes(out)] == [0, 10, 11, 12]
 
 
 def test_failures_are_not_written_by_default(tmp_path, capsys):

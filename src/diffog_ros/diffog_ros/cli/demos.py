@@ -6,7 +6,8 @@
                      [--max-joint-step R]
                      [--script FILE.yaml] [--robot-config FILE] [--quiet] [-v]
 
-Attempt ``k`` resets the simulator with seed ``S + k``. Only successful episodes are written
+Attempt ``k`` resets the simulator with seed ``S + k``; without ``--seed``, S is 0, or one past the
+highest seed stored in the episodes already in DIR (a resumed dataset gets new seeds). Only successful episodes are written
 unless ``--keep-failures`` is given (``--success final``, the default: the task's maximum stage
 reward at the last tick; ``any``: reached at some tick, as ACT and LeRobot count it); attempts stop after N episodes are written or after
 ``--max-attempts`` (default 2 N + 10). Files go to ``DIR/episode_<i>.hdf5`` through the crash-safe
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import numbers
 import os
 import sys
 import time
@@ -100,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="jerky-teleop noise on the arm joint actions, std in rad (e.g. 0.02) [0]",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the first attempt [0]")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the first attempt [0, or one past the highest seed already in --out]",
+    )
     p.add_argument(
         "--cameras",
         type=_cameras,
@@ -164,6 +171,24 @@ def _existing(out: Path) -> int:
     return len(iter_episode_files(out)) if out.is_dir() else 0
 
 
+def _next_seed(out: Path) -> int:
+    """One past the highest ``seed`` attr of the finished episodes in ``out`` (0 if none)."""
+    from diffog_ros.data.dataset import episode_attrs, list_episodes
+
+    if not out.is_dir():
+        return 0
+    seeds = []
+    for path in list_episodes(out):
+        try:
+            seed = episode_attrs(path).get("seed")
+        except (OSError, ValueError, KeyError) as exc:
+            logging.getLogger(__name__).warning("cannot read the seed of %s: %s", path, exc)
+            continue
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            seeds.append(int(seed))
+    return max(seeds) + 1 if seeds else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -200,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             success=args.success,
         )
         config = load_backend_config("aloha_sim", args.robot_config)
+        if args.seed is None:
+            args.seed = _next_seed(out)
         sim = make_robot("aloha_sim", config, task=args.task, seed=args.seed)
     except (ValueError, RobotConfigError) as exc:
         print(f"diffog-ros demos: {exc}", file=sys.stderr)
