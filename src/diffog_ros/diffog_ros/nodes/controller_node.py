@@ -4,11 +4,12 @@ A thin rclpy wrapper over :class:`diffog_ros.robots.control_loop.ControlLoop`: i
 validates parameters, wires topics, runs the control tick on a timer and publishes what happened.
 Topics, QoS, parameters and diagnostics keys are documented in ``docs/controller.md``.
 
-Threads: a MultiThreadedExecutor runs the control timer (its own mutually exclusive callback
-group), the inputs + services + diagnostics (a second group) and parameter services (the default
-group). Simulated cameras (``publish_cameras``) render in a dedicated thread, never on the control
-path. SIGINT / SIGTERM trigger the safe shutdown (move to the sleep pose, still publishing), then
-the robot is disconnected; a second signal stops at once, holding position.
+Threads: a ``CooperativeMultiThreadedExecutor`` (nodes/spin.py) runs the control timer (its own
+mutually exclusive callback group), the inputs + services + diagnostics (a second group) and
+parameter services (the default group). Simulated cameras (``publish_cameras``) render in a
+dedicated thread, never on the control path. SIGINT / SIGTERM trigger the safe shutdown (move to the
+sleep pose, still publishing), then the robot is disconnected; a second signal stops at once,
+holding position.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration as RclpyDuration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -47,7 +48,11 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, Joy
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from diffog_ros.nodes.spin import BackgroundSpinner, dump_stacks_on_sigusr1
+from diffog_ros.nodes.spin import (
+    BackgroundSpinner,
+    CooperativeMultiThreadedExecutor,
+    dump_stacks_on_sigusr1,
+)
 from diffog_ros.robots.config import RobotConfigError
 from diffog_ros.robots.control_loop import MODES, ControlLoop, LoopSettings, RateMonitor
 from diffog_ros.robots.factory import BACKENDS, SIM_BACKENDS, load_backend_config, make_robot
@@ -695,7 +700,7 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = CooperativeMultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     spin = BackgroundSpinner(executor)
     rc = 0

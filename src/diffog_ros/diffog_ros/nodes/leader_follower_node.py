@@ -17,9 +17,9 @@ grippers normalised) goes to controller_node, whose safety layer clamps and rate
 recorder's ``start_button: 0`` turns the gesture into "start recording". Stale (older than
 ``max_leader_age``) or invalid leader readings are not forwarded; they are counted by reason.
 
-Threads: one mutually exclusive group for the follow timer (reads, maps, publishes), another for
-the leader subscriptions (topic reader) and diagnostics, on a MultiThreadedExecutor. With no
-arguments the node loads ``config/teleop_aloha.yaml``.
+Threads: one mutually exclusive group for the follow timer (reads, maps, publishes), another for the
+leader subscriptions (topic reader) and diagnostics, on a ``CooperativeMultiThreadedExecutor``
+(nodes/spin.py). With no arguments the node loads ``config/teleop_aloha.yaml``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -41,7 +40,7 @@ from sensor_msgs.msg import JointState, Joy
 
 from diffog_ros.nodes.default_params import with_default_params_file
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
-from diffog_ros.nodes.spin import spin_node
+from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.robots.config import RobotConfigError, load_robot_config
 from diffog_ros.teleop.devices import DeviceError, InterbotixLeaderArms, parse_setup_calls
 from diffog_ros.teleop.leader_follower import (
@@ -369,7 +368,7 @@ class LeaderFollowerNode(Node):
 def main(args: list[str] | None = None) -> int:
     code = spin_node(
         LeaderFollowerNode,
-        lambda: MultiThreadedExecutor(num_threads=2),
+        lambda: CooperativeMultiThreadedExecutor(num_threads=2),
         NODE_NAME,
         with_default_params_file(args, DEFAULT_PARAMS_FILE),
         startup_errors=(ValueError, DeviceError),

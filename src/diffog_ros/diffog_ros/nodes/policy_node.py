@@ -17,9 +17,10 @@ Policy types: ``diffusion``, ``leto`` (publishes e_t for trajopt_node's ``leto``
 ``replay`` (a recorded episode's actions; ``checkpoint`` is the episode file) and factories in the
 ``diffog_ros.policies`` entry-point group.
 
-Threads: MultiThreadedExecutor; inference runs in its own mutually exclusive callback group, the
-joint-state and camera callbacks in another (reentrant) group, diagnostics in a third, so sensor
-callbacks are never blocked by inference. The model is warmed up before the node starts spinning.
+Threads: a ``CooperativeMultiThreadedExecutor`` (nodes/spin.py); inference runs in its own mutually
+exclusive callback group, the joint-state and camera callbacks in another (reentrant) group,
+diagnostics in a third, so sensor callbacks are never blocked by inference. The model is warmed up
+before the node starts spinning.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,7 +42,7 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
-from diffog_ros.nodes.spin import spin_node
+from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.trajopt.guard import LogThrottle
 
 NODE_NAME = "policy"
@@ -440,7 +440,7 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> int:
     return spin_node(
         PolicyNode,
-        lambda: MultiThreadedExecutor(num_threads=4),
+        lambda: CooperativeMultiThreadedExecutor(num_threads=4),
         NODE_NAME,
         args,
         startup_errors=(ValueError, FileNotFoundError, OSError),  # parameters or checkpoint

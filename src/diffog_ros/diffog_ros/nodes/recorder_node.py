@@ -17,13 +17,14 @@ robot config's control rate) and flushed every ``flush_period`` (<= 1 s) to a cr
 temporary file that becomes ``episode_<i>.hdf5`` on stop. Parameter changes apply from the next
 episode. With no arguments the node loads ``config/recorder_aloha.yaml``.
 
-Threads: a MultiThreadedExecutor; subscriptions in a reentrant group, the flush / diagnostics
-timers and the services + joy each in their own mutually exclusive group. Rows are sampled by a
-dedicated thread on an absolute schedule (:class:`~diffog_ros.data.recorder.PeriodicSampler`),
-not by an executor timer: a busy executor would make a timer skip periods and lower the rate.
-Writing to disk therefore never delays sampling, and a sampling thread woken late (busy machine,
-GIL) makes up the rows it owes, each from what had been received by its due time (up to
-``max_catchup`` seconds back; older ticks are skipped and counted).
+Threads: a ``CooperativeMultiThreadedExecutor`` (nodes/spin.py); subscriptions in a reentrant group,
+the flush / diagnostics timers and the services + joy each in their own mutually exclusive group.
+Rows are sampled by a dedicated thread on an absolute schedule
+(:class:`~diffog_ros.data.recorder.PeriodicSampler`), not by an executor timer: a busy executor
+would make a timer skip periods and lower the rate. Writing to disk therefore never delays sampling,
+and a sampling thread woken late (busy machine, GIL) makes up the rows it owes, each from what had
+been received by its due time (up to ``max_catchup`` seconds back; older ticks are skipped and
+counted).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
@@ -83,7 +83,7 @@ from diffog_ros.data.recorder import (
 from diffog_ros.data.writer import WriterError, dumps_params, writer_poisoned
 from diffog_ros.nodes.default_params import with_default_params_file
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
-from diffog_ros.nodes.spin import spin_node
+from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.robots.config import RobotConfigError, load_robot_config
 from diffog_ros.teleop.joy import ButtonEdges, check_button_index
 
@@ -863,7 +863,7 @@ def main(args: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     code = spin_node(
         RecorderNode,
-        lambda: MultiThreadedExecutor(num_threads=4),
+        lambda: CooperativeMultiThreadedExecutor(num_threads=4),
         NODE_NAME,
         with_default_params_file(args, DEFAULT_PARAMS_FILE),
     )

@@ -7,10 +7,11 @@ Thin rclpy wrapper over :mod:`diffog_ros.trajopt.guard` and :mod:`diffog_ros.tra
 * ``executed_action`` (sensor_msgs/JointState, sensor-data QoS): what the controller sent.
 * ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) every ``diagnostics_period`` seconds.
 
-Threads: a MultiThreadedExecutor with one mutually exclusive callback group each for chunks,
-executed actions and diagnostics; the parameter services (validation and checkpoint loading) stay in
-the node's default group, so a slow load never blocks a solve. Parameters are swapped as one
-immutable object between chunks. See docs/interfaces.md for the full interface.
+Threads: a ``CooperativeMultiThreadedExecutor`` (nodes/spin.py) with one mutually exclusive callback
+group each for chunks, executed actions and diagnostics; the parameter services (validation and
+checkpoint loading) stay in the node's default group, so a slow load never blocks a solve.
+Parameters are swapped as one immutable object between chunks. See docs/interfaces.md for the full
+interface.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass, replace
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
-from diffog_ros.nodes.spin import spin_node
+from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.runtime import limit_threads
 from diffog_ros.trajopt.guard import LogThrottle, Rejected, parse_chunk, parse_executed
 from diffog_ros.trajopt.model_io import ModelCache, TrajOptModel
@@ -273,7 +273,9 @@ class TrajOptNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     limit_threads(1)  # small QPs are fastest on one thread; pool threads only add latency
-    code = spin_node(TrajOptNode, lambda: MultiThreadedExecutor(num_threads=4), NODE_NAME, args)
+    code = spin_node(
+        TrajOptNode, lambda: CooperativeMultiThreadedExecutor(num_threads=4), NODE_NAME, args
+    )
     return code
 
 
