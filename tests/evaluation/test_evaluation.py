@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffog_ros.cli.evaluate import _spec_from_config
+from diffog_ros.cli.evaluate import _describe_base, _spec_from_config
 from diffog_ros.evaluation import make_optimiser, run_episode
 from diffog_ros.robots.factory import make_robot
 from diffog_ros.robots.safety import SafetyLayer
@@ -62,6 +62,17 @@ def test_unknown_method_and_missing_checkpoint_are_reported():
         make_optimiser("magic", spec)
     with pytest.raises(ValueError, match="no checkpoint"):
         make_optimiser("leto", spec, None)
+
+
+def test_results_name_a_bundled_base_policy_without_the_machine_path(tmp_path):
+    root = tmp_path / "models"
+    (root / "diffusion_transfer_cube").mkdir(parents=True)
+    assert (
+        _describe_base(root / "diffusion_transfer_cube", root) == "models/diffusion_transfer_cube"
+    )
+    elsewhere = tmp_path / "mine"
+    assert _describe_base(elsewhere, root) == str(elsewhere)
+    assert _describe_base(None, root) == "replay"
 
 
 def test_eval_cli_writes_a_table_for_each_method(tmp_path):

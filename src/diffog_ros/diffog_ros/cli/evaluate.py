@@ -25,6 +25,17 @@ import yaml
 from diffog_ros.paths import config_path, models_dir
 
 
+def _describe_base(base_dir: Path | None, models_root: Path) -> str:
+    """The base policy as results.json records it: ``replay``, ``models/<name>`` for a checkpoint
+    under the models directory (no machine-specific absolute path), else the path given."""
+    if base_dir is None:
+        return "replay"
+    try:
+        return f"models/{base_dir.resolve().relative_to(models_root.resolve()).as_posix()}"
+    except ValueError:
+        return str(base_dir)
+
+
 def _spec_from_config(horizon: int, max_delta: float | None = None):
     from diffog_ros.trajopt import TrajOptSpec
 
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     steps = int(args.steps or gen.steps)
     sources = {k: PolicySource(p, spec.horizon, args.n_exec, steps) for k, p in policies.items()}
-    base_name = str(base_dir) if base_dir else "replay"
+    base_name = _describe_base(base_dir, Path(root))
     print(f"[eval] base policy: {base_name}; {steps} ticks per episode", flush=True)
     safety = SafetyLayer.from_config(sim.config, float(sim.dt))
     dims = list(spec.continuous_dims)
