@@ -258,6 +258,11 @@ def test_three_sim_episodes_through_the_graph(ros, tmp_path):
         assert img[data["valid/cam_high"]].max() > 0  # real rendered frames
         ts = data["timestamps"]
         assert ts.dtype == np.float64 and np.all(np.diff(ts) > 0)
+        # Rows sit on the sampler's even schedule (gaps only where ticks were skipped).
+        steps = np.diff(ts) * RATE
+        assert np.allclose(steps, np.round(steps), rtol=0, atol=1e-3), (
+            steps
+        )  # 20 us; epoch ulp ~0.2 us
         rate = (T - 1) / (ts[-1] - ts[0])
         assert abs(rate - RATE) <= 0.1 * RATE, f"{path.name}: {rate:.1f} Hz"
         # Layout attrs as specified.

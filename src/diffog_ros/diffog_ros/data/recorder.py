@@ -423,15 +423,16 @@ class RecorderSession:
 
 
 class PeriodicSampler:
-    """Calls ``fn(lag)`` once per tick of a ``rate_hz`` timeline, from its own thread.
+    """Calls ``fn(due)`` once per tick of a ``rate_hz`` timeline, from its own thread.
 
     Sampling is kept off the ROS executor on purpose: executor latency (other callbacks, disk
     writes, a busy machine) delays a callback, and a delayed timer skips its missed periods. Here the
-    ticks follow an absolute schedule; when the thread wakes late it makes up every tick it owes,
-    oldest first, passing ``lag`` = how long ago (s) that tick was due, so the owner builds the row
-    of that past instant (see :meth:`LatestSamples.get`). Ticks more than ``max_catchup`` seconds
-    overdue are skipped and counted in ``overruns``; ``late`` counts ticks made up more than one
-    period after they were due.
+    ticks follow an absolute schedule; ``due`` is the tick's ideal ``time.monotonic()`` time
+    (``start + k / rate_hz`` exactly, so rows built from it are evenly spaced however late the
+    thread runs). When the thread wakes late it makes up every tick it owes, oldest first, so the
+    owner builds the row of each past instant (see :meth:`LatestSamples.get`). Ticks more than
+    ``max_catchup`` seconds overdue are skipped and counted in ``overruns``; ``late`` counts ticks
+    made up more than one period after they were due.
     """
 
     def __init__(
@@ -445,7 +446,8 @@ class PeriodicSampler:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
         if not math.isfinite(max_catchup) or max_catchup < 0:
             raise ValueError(f"max_catchup must be >= 0, got {max_catchup!r}")
-        self.period = 1.0 / float(rate_hz)
+        self.rate_hz = float(rate_hz)
+        self.period = 1.0 / self.rate_hz
         self.max_catchup = float(max_catchup)
         self._fn = fn
         self._stop = threading.Event()
@@ -464,23 +466,25 @@ class PeriodicSampler:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        next_t = time.monotonic()
+        start = time.monotonic()
+        k = 0  # index of the next tick; its due time is start + k / rate (no accumulated error)
         while not self._stop.is_set():
             now = time.monotonic()
-            overdue = now - next_t - self.max_catchup
+            overdue = now - (start + k / self.rate_hz) - self.max_catchup
             if overdue > 0:  # beyond what may be made up: skip, and say so
-                missed = int(overdue / self.period) + 1
+                missed = int(overdue * self.rate_hz) + 1
                 self.overruns += missed
-                next_t += missed * self.period
-            while next_t <= now and not self._stop.is_set():
-                lag = time.monotonic() - next_t
+                k += missed
+            while start + k / self.rate_hz <= now and not self._stop.is_set():
+                due = start + k / self.rate_hz
+                lag = time.monotonic() - due
                 try:
-                    self._fn(lag)
+                    self._fn(due)
                 except BaseException as exc:  # reported by the owner; sampling stops
                     self.error = exc
                     log.exception("sampler callback failed")
                     return
                 self.ticks += 1
                 self.late += lag > self.period
-                next_t += self.period
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+                k += 1
+            self._stop.wait(max(0.0, start + k / self.rate_hz - time.monotonic()))

@@ -327,6 +327,7 @@ class RecorderNode(Node):
 
         self._subs_group = ReentrantCallbackGroup()
         self._sampler: PeriodicSampler | None = None
+        self._clock_anchor = (0.0, 0.0)  # (node clock, time.monotonic()) when sampling started
         self._io_group = MutuallyExclusiveCallbackGroup()
         self._ctl_group = MutuallyExclusiveCallbackGroup()
 
@@ -583,6 +584,8 @@ class RecorderNode(Node):
                 self.get_logger().error(msg)
                 self._publish_status("idle", error=msg)
                 return False, msg
+            # Row times: the sampler's ideal monotonic schedule on the node's clock, read once.
+            self._clock_anchor = (self._now(), time.monotonic())
             self._sampler = PeriodicSampler(
                 p.record_rate_hz,
                 self._on_tick,
@@ -699,10 +702,15 @@ class RecorderNode(Node):
             return True, msg
 
     # ------------------------------------------------------------------ timers
-    def _on_tick(self, lag: float) -> None:
-        """The row of the tick due ``lag`` seconds ago (what had been received by then)."""
+    def _on_tick(self, due: float) -> None:
+        """The row of the tick due at monotonic time ``due`` (what had been received by then).
+
+        Its time is ``due`` on the node's clock through the anchor read at start, never "now minus
+        the lag": two clock readings around a preempted thread could put a row before the last.
+        """
         if self._session.recording:
-            self._session.tick(self._now() - lag, self._samples)
+            ros0, mono0 = self._clock_anchor
+            self._session.tick(ros0 + (due - mono0), self._samples)
 
     def _stop_sampler(self) -> dict[str, Any]:
         sampler, self._sampler = self._sampler, None
