@@ -92,6 +92,8 @@ def test_spinner_handles_messages_without_growing_and_stops(link):
     assert time.monotonic() - t0 < 5.0 and not spinner.is_alive()
 
 
+# One worker on purpose (so a second task must queue); rclpy warns about that.
+@pytest.mark.filterwarnings("ignore:MultiThreadedExecutor is used with a single thread")
 def test_cooperative_executor_yields_to_a_task_waiting_for_a_worker(link):
     """One worker, busy in a slow callback: the next message's task waits in the pool's queue.
 
