@@ -32,6 +32,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from diffog_ros.nodes.diagnostics import publish_status
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
 from diffog_ros.nodes.spin import spin_node
 from diffog_ros.sensors.camera import (
@@ -249,9 +250,7 @@ class CameraNode(Node):
             hardware_id=self.stream.source.name,
             values=[KeyValue(key=k, value=val) for k, val in values.items()],
         )
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(arr)
+        publish_status(self, self._diag_pub, status)
 
     def close(self) -> None:
         self._stop.set()

@@ -39,6 +39,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import JointState, Joy
 
 from diffog_ros.nodes.default_params import with_default_params_file
+from diffog_ros.nodes.diagnostics import publish_status
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
 from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.robots.config import RobotConfigError, load_robot_config
@@ -353,9 +354,7 @@ class LeaderFollowerNode(Node):
             values=[KeyValue(key=k, value=str(c)) for k, c in sorted(self.counts.items())]
             + [KeyValue(key="following", value=str(self._gesture.engaged).lower())],
         )
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(arr)
+        publish_status(self, self._diag_pub, status)
 
     def close(self) -> None:
         if self._leaders is not None:

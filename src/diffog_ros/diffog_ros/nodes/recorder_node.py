@@ -82,6 +82,7 @@ from diffog_ros.data.recorder import (
 )
 from diffog_ros.data.writer import WriterError, dumps_params, writer_poisoned
 from diffog_ros.nodes.default_params import with_default_params_file
+from diffog_ros.nodes.diagnostics import publish_status
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
 from diffog_ros.nodes.spin import CooperativeMultiThreadedExecutor, spin_node
 from diffog_ros.robots.config import RobotConfigError, load_robot_config
@@ -763,9 +764,7 @@ class RecorderNode(Node):
             hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=k, value=val) for k, val in values.items()],
         )
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(arr)
+        publish_status(self, self._diag_pub, status)
 
     # ------------------------------------------------------------------ helpers
     def _now(self) -> float:

@@ -36,6 +36,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 
 from diffog_ros.nodes.default_params import with_default_params_file
+from diffog_ros.nodes.diagnostics import publish_status
 from diffog_ros.nodes.params import DIAGNOSTICS_PERIOD, ParamDecl, ValidatedParameters
 from diffog_ros.nodes.spin import spin_node
 from diffog_ros.teleop.devices import DeviceError, SpaceMouseReader
@@ -234,9 +235,7 @@ class SpaceMouseNode(Node):
                 KeyValue(key="last_error", value=self.last_error),
             ],
         )
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(arr)
+        publish_status(self, self._diag_pub, status)
 
     def close(self) -> None:
         self._stop.set()
