@@ -22,19 +22,10 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-NAMES = [
-    f"{side}_{j}"
-    for side in ("left", "right")
-    for j in (
-        "waist",
-        "shoulder",
-        "elbow",
-        "forearm_roll",
-        "wrist_angle",
-        "wrist_rotate",
-        "gripper",
-    )
-]
+from diffog_ros.robots.config import load_robot_config
+
+# The joints the recorder (default robot_config aloha.yaml) expects.
+NAMES = list(load_robot_config("aloha.yaml").names)
 
 
 class Peer(Node):
